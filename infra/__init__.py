@@ -1,0 +1,1 @@
+"""gpulab's AWS resources, one ComponentResource per concern. Never imports torch."""
