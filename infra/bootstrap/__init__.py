@@ -14,8 +14,10 @@ class BootstrapParams:
     region: str
     stack: str
     bucket: str
-    code_key: str  # e.g. code/gpulab-<sha>.tar.gz
-    code_sha256: str
+    # SSM String parameter whose value is the current archive's S3 key (code/gpulab-<sha>.tar.gz).
+    # user_data names the parameter, not the key, so a code change never changes user_data and
+    # never restarts the instance; the box reads it at boot and on refresh.
+    code_parameter: str
     token_parameter: str  # SSM SecureString parameter name holding the Jupyter token
     experiment: ExperimentConfig
     idle_stop_minutes: int
@@ -29,5 +31,5 @@ def render_user_data(params: BootstrapParams) -> str:
         "#cloud-config\n"
         "write_files:\n"
         "  - path: /etc/gpulab/placeholder\n"
-        f"    content: 'stack {params.stack}, code {params.code_key}'\n"
+        f"    content: 'stack {params.stack}, code from {params.code_parameter}'\n"
     )
