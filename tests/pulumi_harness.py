@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pulumi
 import yaml
 from pulumi.runtime import config as runtime_config
@@ -59,6 +60,7 @@ Answer = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]] | Exception
 class Resource:
     type: str
     name: str
+    id: str
     inputs: dict[str, Any]
     state: dict[str, Any]
     urn: str
@@ -278,6 +280,21 @@ class FakeAws:
         return rid, state
 
 
+class ProviderError(grpc.RpcError):
+    """How a provider's failed invoke reaches the program: a gRPC error from the engine, which the
+    SDK turns into an ordinary exception the program can catch."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def code(self):
+        return grpc.StatusCode.UNKNOWN
+
+    def details(self):
+        return self.message
+
+
 class RecordingMocks(runtime_mocks.Mocks):
     def __init__(self, aws: FakeAws, run: ProgramRun):
         self.aws = aws
@@ -285,7 +302,10 @@ class RecordingMocks(runtime_mocks.Mocks):
 
     def call(self, args: runtime_mocks.MockCallArgs):
         self.run.invokes.append(Invoke(args.token, dict(args.args), args.provider))
-        return self.aws.call(args.token, dict(args.args))
+        try:
+            return self.aws.call(args.token, dict(args.args))
+        except Exception as err:
+            raise ProviderError(str(err)) from err
 
     def new_resource(self, args: runtime_mocks.MockResourceArgs):
         if not args.custom:
@@ -324,7 +344,8 @@ class RecordingMonitor(runtime_mocks.MockMonitor):
             Resource(
                 type=request.type,
                 name=request.name,
-                inputs=rpc.deserialize_properties(request.object),
+                id=response.id,
+                inputs=rpc.deserialize_properties_unwrap_secrets(request.object)[0],
                 state=dict(self.resources[urn].state),
                 urn=urn,
                 parent=request.parent,
