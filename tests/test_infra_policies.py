@@ -46,7 +46,9 @@ def dev():
 
 @pytest.fixture(scope="module")
 def ssh():
-    return ok(run_program({"gpulab:keyName": "laptop", "gpulab:sshAllowedCidrs": SSH_CIDRS, "gpulab:volumeSizeGiB": 150}))
+    return ok(
+        run_program({"gpulab:keyName": "laptop", "gpulab:sshAllowedCidrs": SSH_CIDRS, "gpulab:volumeSizeGiB": 150})
+    )
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +98,9 @@ def ingress_rules(run: ProgramRun):
     for rule in run.of_type("aws:ec2/securityGroupRule:SecurityGroupRule"):
         if rule.inputs.get("type") == "ingress":
             for cidr in (rule.inputs.get("cidrBlocks") or []) + (rule.inputs.get("ipv6CidrBlocks") or []):
-                rules.append((rule.inputs.get("fromPort"), rule.inputs.get("toPort"), rule.inputs.get("protocol"), cidr))
+                rules.append(
+                    (rule.inputs.get("fromPort"), rule.inputs.get("toPort"), rule.inputs.get("protocol"), cidr)
+                )
     return rules
 
 
@@ -312,7 +316,9 @@ def test_ami_lookup_finding_nothing_is_a_clear_error():
         "invoking aws:ec2/getAmi:getAmi: 1 error occurred:\n\t* Your query returned no results. "
         "Please change your search criteria and try again."
     )
-    run = run_program({"gpulab:amiNamePattern": "Deep Learning Nothing *"}, invokes={"aws:ec2/getAmi:getAmi": no_results})
+    run = run_program(
+        {"gpulab:amiNamePattern": "Deep Learning Nothing *"}, invokes={"aws:ec2/getAmi:getAmi": no_results}
+    )
     assert isinstance(run.error, pulumi.RunError), f"expected a RunError, got {run.error!r}"
     text = str(run.error)
     for words in ("'Deep Learning Nothing *'", "ap-northeast-1", "gpulab:amis", "gpulab:amiNamePattern"):
@@ -482,7 +488,9 @@ def test_jupyter_url_is_a_secret_output(all_ok):
 
 def test_token_is_absent_from_user_data(all_ok):
     for run in all_ok:
-        assert TEST_TOKEN not in user_data(run), "the Jupyter token is in user_data (readable by anyone with ec2:Describe)"
+        assert TEST_TOKEN not in user_data(run), (
+            "the Jupyter token is in user_data (readable by anyone with ec2:Describe)"
+        )
 
 
 def test_token_is_absent_from_every_plain_output(all_ok):
@@ -520,7 +528,9 @@ def test_every_resource_belongs_to_a_gpulab_component(dev):
     for resource in dev.resources:
         if resource.custom:
             parent = components.get(resource.parent)
-            assert parent and parent.type.startswith("gpulab:infra:"), f"{resource.type} {resource.name} has no component parent"
+            assert parent and parent.type.startswith("gpulab:infra:"), (
+                f"{resource.type} {resource.name} has no component parent"
+            )
 
 
 def test_a_bad_config_raises_before_anything_is_registered_or_looked_up():
