@@ -7,6 +7,7 @@ import fnmatch
 import importlib
 import ipaddress
 import json
+import re
 
 import pulumi
 import pytest
@@ -22,6 +23,7 @@ from pulumi_harness import (
 
 from config.stack import StackConfig
 from infra.code_archive import build_code_archive
+from infra.storage import bucket_prefix
 
 INSTANCE = "aws:ec2/instance:Instance"
 PARAMETER = "aws:ssm/parameter:Parameter"
@@ -544,3 +546,17 @@ def test_a_missing_token_is_refused_before_anything_is_registered():
     run = run_program({"gpulab:jupyterToken": None})
     assert isinstance(run.error, pulumi.RunError) and "gpulab:jupyterToken" in str(run.error)
     assert not run.resources
+
+
+@pytest.mark.parametrize("stack", ["dev", "My_Stack.v2", "x" * 80, "--"])
+def test_bucket_prefix_is_a_valid_s3_name_start_for_any_stack_name(stack):
+    prefix = bucket_prefix(stack)
+    assert len(prefix) <= 37, f"{prefix!r} is too long: the provider appends 26 characters and S3 allows 63"
+    assert re.fullmatch(r"gpulab-[a-z0-9][a-z0-9-]*-", prefix), f"{prefix!r} is not a valid S3 name prefix"
+
+
+def test_unknown_price_is_reported_as_unknown_not_guessed():
+    no_price = Exception("Pricing product query did not return any elements")
+    run = ok(run_program({"gpulab:instanceType": "g6.xlarge"}, invokes={"aws:pricing/getProduct:getProduct": no_price}))
+    assert run.outputs["hourlyCostUsd"] is None and run.outputs["forgottenDayCostUsd"] is None
+    assert run.outputs["costSource"].startswith("unknown"), run.outputs["costSource"]
