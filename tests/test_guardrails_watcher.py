@@ -273,8 +273,14 @@ def kernel(jupyter):
     client = BlockingKernelClient(connection_file=str(jupyter.runtime / f"kernel-{k['id']}.json"))
     client.load_connection_file()
     client.start_channels()
-    client.wait_for_ready(timeout=60)  # a kernel nobody has talked to stays "starting" in the server's eyes
-    wait_for_state(jupyter, k["id"], "idle")
+    client.wait_for_ready(timeout=60)
+    # A kernel nobody has talked to stays "starting" in the server's eyes, and the server's own iopub
+    # subscription may join after our first request: ask again until the server has seen it go idle.
+    deadline = time.monotonic() + 60
+    while jupyter.api("GET", f"/api/kernels/{k['id']}")["execution_state"] != "idle":
+        assert time.monotonic() < deadline, "the kernel never showed as idle in the server"
+        client.kernel_info()
+        time.sleep(0.5)
     yield types.SimpleNamespace(id=k["id"], client=client)
     client.stop_channels()
     jupyter.api("DELETE", f"/api/kernels/{k['id']}")
