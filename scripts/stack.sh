@@ -67,5 +67,10 @@ fi
 case $action in
   preview) pulumi preview --stack "$stack" ;;
   up) pulumi up --stack "$stack" ;;
-  destroy) pulumi destroy --stack "$stack" ;;
+  destroy)
+    # Read the bucket's name first: a destroyed stack has no outputs left to ask.
+    bucket=$(pulumi stack output artifactsBucket --stack "$stack" 2>/dev/null || true)
+    pulumi destroy --stack "$stack"
+    bash scripts/destroy-notice.sh "$stack" "$bucket"
+    ;;
 esac
