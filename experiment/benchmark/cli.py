@@ -28,7 +28,8 @@ class BenchmarkSettings:
 
     sizes: tuple[int, ...] = DEFAULT_SIZES
     dtypes: tuple[str, ...] = ("fp32",)
-    repeats: int = 5
+    repeats: int = 3
+    gpu_repeats: int = 20
     max_case_seconds: float = 60.0
     warmup_max_seconds: float = 5.0
     device: str = "auto"
@@ -76,7 +77,7 @@ def run_benchmark(
         devices=devices,
         dtypes=list(settings.dtypes),
         sizes=list(settings.sizes),
-        repeats=settings.repeats,
+        repeats={"cpu": settings.repeats, "cuda": settings.gpu_repeats},
         max_case_seconds=settings.max_case_seconds,
         warmup_max_seconds=settings.warmup_max_seconds,
         progress=progress,
@@ -210,7 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--repeats",
         type=_positive(int),
         default=None,
-        help="timed runs per case after the warm-up (default: 5; --quick: 2)",
+        help="timed CPU runs per case after the warm-up (default: 3; --quick: 2)",
+    )
+    parser.add_argument(
+        "--gpu-repeats",
+        type=_positive(int),
+        default=None,
+        help="timed GPU runs per case after the warm-up; GPU matmuls take milliseconds (default: 20; --quick: 2)",
     )
     parser.add_argument(
         "--max-case-seconds",
@@ -287,7 +294,8 @@ def settings_from_args(args: argparse.Namespace) -> BenchmarkSettings:
     return BenchmarkSettings(
         sizes=pick(args.sizes, DEFAULT_SIZES, QUICK_SIZES),
         dtypes=args.dtypes,
-        repeats=pick(args.repeats, 5, 2),
+        repeats=pick(args.repeats, 3, 2),
+        gpu_repeats=pick(args.gpu_repeats, 20, 2),
         max_case_seconds=args.max_case_seconds,
         warmup_max_seconds=args.warmup_max_seconds,
         device=args.device,

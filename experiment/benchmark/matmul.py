@@ -179,12 +179,15 @@ def run_matmul_suite(
     devices: list[str],
     dtypes: list[str],
     sizes: list[int],
-    repeats: int,
+    repeats: dict[str, int],
     max_case_seconds: float,
     warmup_max_seconds: float,
     progress: Progress = lambda _msg: None,
 ) -> list[dict]:
-    """All cases, sizes ascending per (device, dtype) so each size's time predicts the next one's."""
+    """All cases, sizes ascending per (device, dtype) so each size's time predicts the next one's.
+
+    `repeats` is per device: a GPU matmul takes milliseconds, so it can afford many more runs than the CPU.
+    """
     import torch
 
     cases = []
@@ -204,7 +207,7 @@ def run_matmul_suite(
                     n,
                     device=device,
                     dtype=dtype,
-                    repeats=repeats,
+                    repeats=repeats[device],
                     max_case_seconds=max_case_seconds,
                     warmup_max_seconds=warmup_max_seconds,
                     predicted_s=predicted,
