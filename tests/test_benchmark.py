@@ -243,3 +243,21 @@ def test_bad_options_are_refused_with_the_value_and_the_fix(args, message, capsy
         cli.main(args)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_tensor_core_modes_the_gpu_lacks_are_skipped_with_the_reason(monkeypatch):
+    import torch
+
+    from experiment.benchmark.matmul import unsupported_reason
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda _i=0: (7, 5))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda _i=0: "Tesla T4")
+    assert unsupported_reason("cuda", "fp16") is None, "the T4 has fp16 tensor cores"
+    assert unsupported_reason("cuda", "bf16") == "bf16 tensor cores need compute capability 8.0+; Tesla T4 is 7.5"
+    assert "measured on GPU only" in unsupported_reason("cpu", "tf32")
+
+
+def test_device_cuda_without_a_gpu_stops_with_the_reason_and_the_fix(monkeypatch):
+    monkeypatch.setattr(cli, "gpu_unavailable_reason", lambda: "no CUDA device is visible (test)")
+    with pytest.raises(SystemExit, match=r"--device cuda: no CUDA device is visible \(test\); use --device auto"):
+        cli.run_benchmark(cli.BenchmarkSettings(device="cuda", sizes=(32,)), progress=lambda _m: None)

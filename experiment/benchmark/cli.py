@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -104,6 +105,8 @@ def run_benchmark(
     else:
         throughput = {"status": "skipped", "reason": "--skip-throughput was given", "devices": {}}
     throughput_s = time.perf_counter() - started
+    if hasattr(os, "getloadavg"):  # other work on the box during the run shows up as spread; say so
+        machine["load_average_1m_end"] = round(os.getloadavg()[0], 2)
 
     return {
         "schema": "gpulab-benchmark/1",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,7 +66,7 @@ def format_report(result: dict) -> str:
     lines = [
         "gpulab benchmark",
         f"  CPU: {m.get('cpu_model')} ({m.get('cpu_physical_cores')} cores, {m.get('cpu_logical')} threads; "
-        f"torch uses {m.get('torch_threads')}), load avg {m.get('load_average_1m')}",
+        f"torch uses {m.get('torch_threads')}), load avg {m.get('load_average_1m')} at start, {m.get('load_average_1m_end')} at end",
         "  GPU: "
         + (
             f"{gpu['name']} (cc {gpu['compute_capability']}, {gpu['memory_gib']} GiB, driver {gpu['driver']})"
@@ -131,8 +132,29 @@ def format_report(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _scale(ax, values: list[float], what: str) -> None:
+    """Log scale when the bars span more than a factor of 10 (CPU vs GPU), else linear from 0 (honest heights)."""
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) / min(positive) > 10:
+        ax.set_yscale("log")
+        ax.set_ylim(min(positive) / 3, max(positive) * 4)  # every bar visible; room for labels and legend
+        ax.set_ylabel(f"{what} (log scale)")
+    else:
+        ax.set_ylim(top=max(positive, default=1) * 1.3)
+        ax.set_ylabel(what)
+
+
+def _tutorial_gflops() -> list[tuple[str, float]]:
+    n = TUTORIAL["n"]
+    return [
+        ("tutorial g4dn CPU (1 run)", 2 * n**3 / TUTORIAL["cpu_s"] / 1e9),
+        ("tutorial T4 (1 run)", 2 * n**3 / TUTORIAL["gpu_s"] / 1e9),
+    ]
+
+
 def write_chart(result: dict, path: Path) -> Path:
-    """Bar chart: matmul GFLOP/s per size and (device, dtype); training images/s per pipeline. Log scales."""
+    """Bar chart: matmul GFLOP/s per size and (device, dtype), the tutorial's 10000 figures beside ours;
+    training images/s per device and pipeline. Log scale where the bars span more than 10×."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -143,21 +165,35 @@ def write_chart(result: dict, path: Path) -> Path:
     sizes = sorted({c["n"] for c in ok})
     fig, (ax_mm, ax_tp) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [3, 2]})
 
+    plotted: list[float] = []
     width = 0.8 / max(1, len(series))
     for i, (device, dtype) in enumerate(series):
         values = {c["n"]: c["gflops_median"] for c in ok if (c["device"], c["dtype"]) == (device, dtype)}
         xs = [j + i * width for j, n in enumerate(sizes) if n in values]
-        bars = ax_mm.bar(xs, [values[n] for n in sizes if n in values], width, label=f"{device} {dtype}")
+        heights = [values[n] for n in sizes if n in values]
+        bars = ax_mm.bar(xs, heights, width, label=f"{device} {dtype} (this machine)")
         ax_mm.bar_label(bars, fmt="%.0f", fontsize=7)
-    ax_mm.set_xticks([j + width * (len(series) - 1) / 2 for j in range(len(sizes))], [str(n) for n in sizes])
-    ax_mm.set_xlabel("matrix size n (n×n @ n×n)")
-    ax_mm.set_ylabel("GFLOP/s (median run, log scale)")
-    ax_mm.set_yscale("log")
-    ax_mm.set_title("Matmul throughput")
-    if series:
-        ax_mm.legend(fontsize=8)
+        plotted += heights
+    ticks = [j + width * (len(series) - 1) / 2 for j in range(len(sizes))]
+    labels = [str(n) for n in sizes]
+    if TUTORIAL["n"] in sizes or not sizes:
+        # The tutorial's one-shot figures, as their own group so they are never mistaken for ours.
+        x0 = len(sizes)
+        for k, (label, gflops) in enumerate(_tutorial_gflops()):
+            bar = ax_mm.bar([x0 + (k - 0.5) * 0.4], [gflops], 0.4, color=("lightgrey", "darkgrey")[k],
+                            hatch=("//", "xx")[k], edgecolor="dimgrey", label=label)  # fmt: skip
+            ax_mm.bar_label(bar, fmt="%.0f", fontsize=7)
+            plotted.append(gflops)
+        ticks.append(x0)
+        labels.append(f"{TUTORIAL['n']}\n(tutorial, g4dn)")
+    ax_mm.set_xticks(ticks, labels)
+    xlabel = "matrix size n (n×n @ n×n)"
     if result["matmul"]["gpu"]["status"] == "skipped":
-        ax_mm.text(0.01, 0.98, "GPU skipped: no CUDA device", transform=ax_mm.transAxes, va="top", fontsize=8)
+        xlabel += "\n" + textwrap.fill("GPU skipped: " + result["matmul"]["gpu"]["reason"], 100)
+    ax_mm.set_xlabel(xlabel)
+    _scale(ax_mm, plotted, "GFLOP/s, median run")
+    ax_mm.set_title("Matmul throughput")
+    ax_mm.legend(fontsize=8, loc="upper left")
 
     tp = result["throughput"]
     labels, train, evals = [], [], []
@@ -172,12 +208,11 @@ def write_chart(result: dict, path: Path) -> Path:
         ax_tp.bar([x - 0.2 for x in xs], train, 0.4, label="train")
         ax_tp.bar([x + 0.2 for x in xs], evals, 0.4, label="eval")
         ax_tp.set_xticks(list(xs), labels, fontsize=8)
-        ax_tp.set_yscale("log")
-        ax_tp.set_ylabel("images/s (median round, log scale)")
+        _scale(ax_tp, train + evals, "images/s, median round")
         ax_tp.legend(fontsize=8)
     else:
-        reason = tp.get("reason") or "no device measured"
-        ax_tp.text(0.5, 0.5, f"training throughput {tp['status']}:\n{reason[:90]}", ha="center", va="center", wrap=True)
+        reason = textwrap.fill(tp.get("reason") or "no device measured", 45)
+        ax_tp.text(0.5, 0.5, f"training throughput {tp['status']}:\n{reason}", ha="center", va="center", fontsize=9)
         ax_tp.set_xticks([])
         ax_tp.set_yticks([])
     ax_tp.set_title("Training throughput (MNIST CNN)")
