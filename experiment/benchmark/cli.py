@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,7 +43,6 @@ class BenchmarkSettings:
     test_batch_size: int = _DEFAULTS.test_batch_size
     seed: int = _DEFAULTS.seed
     quick: bool = False
-    notes: tuple[str, ...] = field(default=())
 
 
 def _log(msg: str) -> None:
