@@ -12,7 +12,9 @@ from config.loader import ConfigError, parse_settings
 from infra import outputs
 from infra.access import Access, AccessArgs
 from infra.code_archive import build_code_archive
+from infra.common import tags
 from infra.cost import CostArgs, CostEstimate
+from infra.guardrails import Guardrails, GuardrailsArgs
 from infra.instance import GpuBox, GpuBoxArgs
 from infra.network import Network, NetworkArgs
 from infra.preflight import check_quota, choose_availability_zone, resolve_ami
@@ -73,6 +75,18 @@ box = GpuBox(
         max_lifetime_hours=stack.max_lifetime_hours,
     ),
 )
+guardrails = Guardrails(
+    "guardrails",
+    GuardrailsArgs(
+        instance_id=box.instance_id,
+        region=stack.region,
+        stack=stack_name,
+        idle_stop_minutes=stack.idle_stop_minutes,
+        max_lifetime_hours=stack.max_lifetime_hours,
+        budget=stack.budget,
+        tags=tags(stack_name, "guardrails"),
+    ),
+)
 cost = CostEstimate(
     "cost", CostArgs(instance_type=stack.instance_type, region=stack.region, availability_zone=zone, spot=stack.spot)
 )
@@ -97,3 +111,5 @@ pulumi.export("forgottenDayCostUsd", cost.forgotten_day_usd)
 pulumi.export("costSource", cost.source)
 if stack.spot:
     pulumi.export("spotHourlyCostUsd", cost.spot_hourly_usd)
+for name, summary in guardrails.summary.items():
+    pulumi.export(name, summary)
