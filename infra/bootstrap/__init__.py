@@ -134,7 +134,9 @@ def _strip_comments(text: str) -> str:
     kept = [
         line
         for number, line in enumerate(text.splitlines(keepends=True))
-        if not line.lstrip().startswith("#") or (number == 0 and line.startswith("#!")) or "shellcheck " in line
+        if not line.lstrip().startswith("#")
+        or (number == 0 and line.startswith(("#!", "#cloud-config")))
+        or "shellcheck " in line
     ]
     return "".join(kept)
 
@@ -188,7 +190,7 @@ def _cloud_config(
             )
     write_files = yaml.dump(entries, Dumper=_Dumper, sort_keys=False, width=1 << 16, allow_unicode=False)
     enable_lines = "".join(f"  - [systemctl, enable, --now, {unit}]\n" for unit in units)
-    template = Template((HERE / CLOUD_CONFIG).read_text(encoding="utf-8"))
+    template = Template(_strip_comments((HERE / CLOUD_CONFIG).read_text(encoding="utf-8")))
     return template.substitute(
         _values(params) | {"write_files": write_files.rstrip("\n"), "enable_units": enable_lines}
     )

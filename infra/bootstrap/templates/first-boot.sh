@@ -47,7 +47,7 @@ python=$(find_torch_python) || python=$(make_torch_venv)
 torch_version=$("$python" -c 'import torch; print(torch.__version__)')
 log "login user $user, PyTorch environment $python (torch $torch_version)"
 
-notebooks=$home/gpulab
+notebooks=${GPULAB_NOTEBOOK_DIR:-$home/gpulab}
 install -d -m 0755 "$GPULAB_STATE" "$GPULAB_OPT/code"
 install -d -m 0755 "$GPULAB_RUNS" "$notebooks"
 if ((EUID == 0)); then chown "$user:$(id -gn "$user")" "$GPULAB_RUNS" "$notebooks"; fi
