@@ -24,15 +24,17 @@ load_env() {
   [[ -r $GPULAB_ETC/gpulab.env ]] || die "$GPULAB_ETC/gpulab.env is missing; user_data did not run. Fix: check /var/log/cloud-init-output.log"
   # shellcheck source=/dev/null
   . "$GPULAB_ETC/gpulab.env"
+  local python=${GPULAB_PYTHON:-} # an explicit GPULAB_PYTHON wins over the recorded one
   if [[ -r $GPULAB_STATE/runtime.env ]]; then
     # shellcheck source=/dev/null
     . "$GPULAB_STATE/runtime.env"
   fi
+  GPULAB_PYTHON=${python:-${GPULAB_PYTHON:-}}
 }
 
 # retry N CMD...: for the first minutes of an instance's life (IAM role propagation, network).
 retry() {
-  local tries=$1 n=1 delay=5
+  local tries=${GPULAB_RETRIES:-$1} n=1 delay=5
   shift
   until "$@"; do
     ((n >= tries)) && return 1

@@ -31,7 +31,15 @@ else
 fi
 date -u +%Y-%m-%dT%H:%M:%SZ >>"$dir/.gpulab-run"
 
-(while sleep "$sync_every"; do sync_run; done) &
+(
+  trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+  while :; do
+    sleep "$sync_every" &
+    nap=$!
+    wait "$nap"
+    sync_run
+  done
+) &
 syncer=$!
 child=""
 on_term() {
