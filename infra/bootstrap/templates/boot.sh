@@ -32,9 +32,9 @@ if token=$(retry 6 ssm_value "$GPULAB_TOKEN_PARAMETER" --with-decryption) && (($
   unset token
   log "Jupyter token read from SSM parameter $GPULAB_TOKEN_PARAMETER"
 elif [[ -s $token_file ]]; then
-  warn "cannot read SSM parameter $GPULAB_TOKEN_PARAMETER (or it is under 32 characters); keeping the previous token"
+  warn "cannot read $GPULAB_TOKEN_PARAMETER; keeping the previous token"
 else
-  die "cannot read the Jupyter token from SSM parameter $GPULAB_TOKEN_PARAMETER (SecureString, 32+ characters). Fix: check the instance role's ssm:GetParameter and kms:Decrypt"
+  die "cannot read the Jupyter token (32+ characters) from SSM parameter $GPULAB_TOKEN_PARAMETER"
 fi
 
 degraded=""
@@ -62,7 +62,7 @@ for ((i = 0; i < 90; i++)); do
   "$GPULAB_CURL" -fsS -o /dev/null "http://127.0.0.1:$port/api" 2>/dev/null && break
   sleep 2
 done
-((i < 90)) || die "Jupyter did not answer on 127.0.0.1:$port within 180 s. Fix: see journalctl -u gpulab-jupyter"
+((i < 90)) || die "Jupyter did not answer on 127.0.0.1:$port in 180 s: journalctl -u gpulab-jupyter"
 log "Jupyter is up on 127.0.0.1:$port (token auth) serving $GPULAB_NOTEBOOK_DIR"
 
 shopt -s nullglob
@@ -70,7 +70,7 @@ if [[ $GPULAB_RUN_ON_BOOT == true && ! -e $GPULAB_STATE/run-on-boot-started ]]; 
   run_id=boot-$(date -u +%Y%m%d-%H%M%S)
   date -u +%Y-%m-%dT%H:%M:%SZ >"$GPULAB_STATE/run-on-boot-started"
   "$GPULAB_SYSTEMCTL" start --no-block "gpulab-run@$run_id.service"
-  log "experiment.runOnBoot: started run $run_id (journalctl -u gpulab-run@$run_id; s3://$GPULAB_BUCKET/runs/$run_id/)"
+  log "runOnBoot: started run $run_id"
 fi
 for dir in "$GPULAB_RUNS"/*/; do
   run_id=$(basename "$dir")

@@ -21,7 +21,7 @@ die() {
 
 # Settings from the stack (gpulab.env, rendered into user_data) and facts found at first boot (runtime.env).
 load_env() {
-  [[ -r $GPULAB_ETC/gpulab.env ]] || die "$GPULAB_ETC/gpulab.env is missing; user_data did not run. Fix: check /var/log/cloud-init-output.log"
+  [[ -r $GPULAB_ETC/gpulab.env ]] || die "no $GPULAB_ETC/gpulab.env: see /var/log/cloud-init-output.log"
   # shellcheck source=/dev/null
   . "$GPULAB_ETC/gpulab.env"
   local python=${GPULAB_PYTHON:-} # an explicit GPULAB_PYTHON wins over the recorded one
@@ -38,7 +38,7 @@ retry() {
   shift
   until "$@"; do
     ((n >= tries)) && return 1
-    warn "attempt $n/$tries of '$1 ${2:-}' failed; retrying in ${delay}s"
+    warn "try $n/$tries of $1 ${2:-} failed"
     sleep "$delay"
     n=$((n + 1))
     delay=$((delay * 2 > 60 ? 60 : delay * 2))
@@ -53,10 +53,12 @@ ssm_value() { # ssm_value NAME [--with-decryption]
 # The archive key the SSM code parameter names now; only content-named archives under code/ are accepted.
 current_code_key() {
   local key
-  key=$(retry 6 ssm_value "$GPULAB_CODE_PARAMETER") || die "cannot read SSM parameter $GPULAB_CODE_PARAMETER in $GPULAB_REGION. Fix: check the instance role and that the stack deployed"
-  [[ $key =~ ^code/gpulab-[0-9a-f]{16}\.tar\.gz$ ]] || die "SSM parameter $GPULAB_CODE_PARAMETER holds '$key', not code/gpulab-<16 hex>.tar.gz. Fix: redeploy the stack"
+  key=$(retry 6 ssm_value "$GPULAB_CODE_PARAMETER") || die "cannot read SSM parameter $GPULAB_CODE_PARAMETER"
+  [[ $key =~ ^code/gpulab-[0-9a-f]{16}\.tar\.gz$ ]] || die "$GPULAB_CODE_PARAMETER holds '$key', not code/gpulab-<16 hex>.tar.gz"
   printf '%s\n' "$key"
 }
+
+need_setup() { [[ -n ${GPULAB_PYTHON:-} ]] || die "no $GPULAB_STATE/runtime.env yet. Fix: sudo systemctl restart gpulab-boot"; }
 
 installed_code_key() { cat "$GPULAB_STATE/installed-code-key" 2>/dev/null || true; }
 

@@ -11,7 +11,7 @@ find_user() {
   local user=${GPULAB_USER:-}
   [[ -n $user ]] || user=$(getent passwd 1000 | cut -d: -f1)
   [[ -n $user ]] || for user in ubuntu ec2-user ''; do getent passwd "$user" >/dev/null && break; done
-  [[ -n $user ]] || die "no login user found (no uid 1000, no ubuntu or ec2-user). Fix: set GPULAB_USER in $GPULAB_ETC/gpulab.env"
+  [[ -n $user ]] || die "no login user (uid 1000, ubuntu, ec2-user)"
   printf '%s\n' "$user"
 }
 
@@ -20,8 +20,7 @@ find_torch_python() {
   local candidate
   shopt -s nullglob
   for candidate in ${GPULAB_PYTHON:+"$GPULAB_PYTHON"} /opt/pytorch/bin/python3 \
-    /opt/conda/envs/pytorch/bin/python3 /opt/conda/envs/*/bin/python3 /opt/conda/bin/python3 \
-    /home/*/anaconda3/envs/pytorch*/bin/python3 /home/*/miniconda3/envs/*/bin/python3; do
+    /opt/conda/envs/pytorch/bin/python3 /opt/conda/envs/*/bin/python3 /home/*/anaconda3/envs/pytorch*/bin/python3; do
     if [[ -x $candidate ]] && "$candidate" -c 'import torch' >/dev/null 2>&1; then
       printf '%s\n' "$candidate"
       return 0
@@ -33,16 +32,14 @@ find_torch_python() {
 # No PyTorch on this image: make our own venv with PyPI's torch (CUDA-enabled wheels on Linux x86-64).
 make_torch_venv() {
   local venv=$GPULAB_OPT/venv
-  warn "no Python environment with torch found on this AMI; creating $venv with torch from PyPI (several minutes)"
-  python3 -m venv "$venv" >&2 || die "python3 -m venv failed. Fix: use a Deep Learning AMI, or install python3-venv"
-  "$venv/bin/python" -m pip install --no-input --disable-pip-version-check -q torch torchvision >&2 ||
-    die "pip could not install torch into $venv"
+  warn "no env with torch on this AMI: making $venv with torch from PyPI"
+  { python3 -m venv "$venv" && "$venv/bin/python" -m pip install -q torch torchvision; } >&2 ||
+    die "could not make $venv with torch"
   printf '%s\n' "$venv/bin/python"
 }
 
 user=$(find_user)
 home=$(getent passwd "$user" | cut -d: -f6)
-[[ -d $home ]] || die "home directory '$home' of $user does not exist"
 python=$(find_torch_python) || python=$(make_torch_venv)
 torch_version=$("$python" -c 'import torch; print(torch.__version__)')
 log "login user $user, PyTorch environment $python (torch $torch_version)"

@@ -5,6 +5,6 @@ set -euo pipefail
 # shellcheck source=/dev/null
 . "${GPULAB_LIB:-/opt/gpulab/lib/common.sh}" gpulab-jupyter
 load_env
-[[ -n ${GPULAB_PYTHON:-} ]] || die "$GPULAB_STATE/runtime.env is missing. Fix: sudo systemctl restart gpulab-boot"
+need_setup
 export GPULAB_NOTEBOOK_DIR
 exec "$GPULAB_PYTHON" -m jupyterlab --config="$GPULAB_ETC/jupyter_server_config.py" "$@"

@@ -2,21 +2,13 @@
 # gpulab refresh: install the code archive the SSM code parameter names, if it is not the installed one.
 # Applies new code to a running instance (`sudo /opt/gpulab/bin/refresh`, e.g. through `aws ssm
 # send-command`); gpulab-boot runs it on every boot. Never touches runs, notebooks you edited, or torch.
-#   --force       reinstall even when the installed archive is the current one
 #   --no-restart  leave Jupyter alone (gpulab-boot restarts it itself)
 set -euo pipefail
 # shellcheck source=/dev/null
 . "${GPULAB_LIB:-/opt/gpulab/lib/common.sh}" gpulab-refresh
 load_env
-force=no restart=yes
-for arg in "$@"; do
-  case $arg in
-    --force) force=yes ;;
-    --no-restart) restart=no ;;
-    *) die "unknown option '$arg'. Usage: refresh [--force] [--no-restart]" ;;
-  esac
-done
-[[ -n ${GPULAB_PYTHON:-} ]] || die "$GPULAB_STATE/runtime.env is missing: the instance has not finished its first boot. Fix: sudo systemctl restart gpulab-boot"
+[[ ${1:---no-restart} == --no-restart ]] || die "unknown option '$1'. Usage: refresh [--no-restart]"
+need_setup
 
 own() { if ((EUID == 0)); then chown "$GPULAB_USER:$(id -gn "$GPULAB_USER")" "$@"; fi; }
 
@@ -24,7 +16,7 @@ own() { if ((EUID == 0)); then chown "$GPULAB_USER:$(id -gn "$GPULAB_USER")" "$@
 write_constraints() {
   "$GPULAB_PYTHON" -m pip list --format=freeze --disable-pip-version-check 2>/dev/null |
     grep -Ei '^(torch|torchvision|torchaudio|triton|numpy|nvidia-[a-z0-9-]+)==' >"$1" || true
-  grep -qi '^torch==' "$1" || die "pip does not list torch in $GPULAB_PYTHON; refusing to install without pinning it"
+  grep -qi '^torch==' "$1" || die "no torch in $GPULAB_PYTHON to pin"
 }
 
 # Copy the package's notebooks into the notebook directory. A notebook you edited is never
@@ -33,7 +25,7 @@ install_notebooks() {
   local src dst name shipped=$GPULAB_STATE/shipped-notebooks
   src=$("$GPULAB_PYTHON" -c 'import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec("experiment").origin).parent / "notebooks")' 2>/dev/null) || src=""
   if [[ -z $src || ! -d $src ]]; then
-    warn "the installed package has no experiment/notebooks; nothing copied to $GPULAB_NOTEBOOK_DIR"
+    warn "the package has no experiment/notebooks"
     return 0
   fi
   mkdir -p "$shipped"
@@ -46,7 +38,7 @@ install_notebooks() {
     elif ! cmp -s "$nb" "$dst"; then
       dst=$GPULAB_NOTEBOOK_DIR/${name%.ipynb}.new.ipynb
       cp "$nb" "$dst"
-      warn "$name was edited on this box and kept; the new version is $dst"
+      warn "kept your edited $name; the new one is $dst"
     fi
     own "$dst"
     cp "$nb" "$shipped/$name"
@@ -56,7 +48,7 @@ install_notebooks() {
 
 key=$(current_code_key)
 installed=$(installed_code_key)
-if [[ $key == "$installed" && $force == no ]]; then
+if [[ $key == "$installed" ]]; then
   log "code is up to date ($key)"
   exit 0
 fi
@@ -67,11 +59,11 @@ sha=${sha%.tar.gz}
 incoming=$(mktemp -d "$GPULAB_OPT/code/.incoming.XXXXXX")
 trap 'rm -rf "$incoming"' EXIT
 retry 5 "$GPULAB_AWS" s3 cp "s3://$GPULAB_BUCKET/$key" "$incoming/code.tar.gz" --region "$GPULAB_REGION" --only-show-errors ||
-  die "cannot download s3://$GPULAB_BUCKET/$key. Fix: check the instance role and that the stack uploaded the archive"
+  die "cannot download s3://$GPULAB_BUCKET/$key"
 actual=$(sha256sum "$incoming/code.tar.gz" | cut -c1-16)
-[[ $actual == "$sha" ]] || die "s3://$GPULAB_BUCKET/$key has sha256 $actual..., not $sha...: corrupt or replaced object"
+[[ $actual == "$sha" ]] || die "$key has sha256 $actual...: corrupt or replaced object"
 tar -xzf "$incoming/code.tar.gz" -C "$incoming" --no-same-owner
-[[ -f $incoming/gpulab/pyproject.toml ]] || die "$key has no gpulab/pyproject.toml; not a gpulab code archive"
+[[ -f $incoming/gpulab/pyproject.toml ]] || die "$key has no gpulab/pyproject.toml"
 rm -rf "${GPULAB_OPT:?}/code/$sha"
 mv "$incoming/gpulab" "$GPULAB_OPT/code/$sha"
 
@@ -83,7 +75,7 @@ extras=()
 log "pip install (constraints: $(tr '\n' ' ' <"$constraints"))"
 PIP_ROOT_USER_ACTION=ignore "$GPULAB_PYTHON" -m pip install --no-input --disable-pip-version-check \
   --constraint "$constraints" "$GPULAB_OPT/code/$sha" "${extras[@]}" ||
-  die "pip could not install $key into $GPULAB_PYTHON; the previous code (${installed:-none}) stays installed"
+  die "pip could not install $key; ${installed:-nothing} stays installed"
 torch_after=$("$GPULAB_PYTHON" -m pip list --format=freeze --disable-pip-version-check 2>/dev/null | grep -i '^torch==' || true)
 [[ $torch_after == "$torch_before" ]] || die "torch changed from $torch_before to ${torch_after:-nothing} during install"
 
@@ -95,7 +87,7 @@ done
 install_notebooks
 log "installed $key ($torch_before kept)"
 
-if [[ $restart == yes ]]; then
+if [[ -z ${1:-} ]]; then
   "$GPULAB_SYSTEMCTL" try-restart gpulab-jupyter.service
-  log "Jupyter restarted with the new code (running kernels were restarted too)"
+  log "Jupyter restarted with the new code (kernels too)"
 fi

@@ -7,8 +7,8 @@ set -euo pipefail
 . "${GPULAB_LIB:-/opt/gpulab/lib/common.sh}" gpulab-run
 load_env
 run_id=${1:-}
-[[ $run_id =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$ ]] || die "run id '$run_id' must be letters, digits, '.', '_' or '-'. Usage: run-experiment <run-id>"
-[[ -n ${GPULAB_PYTHON:-} ]] || die "$GPULAB_STATE/runtime.env is missing. Fix: sudo systemctl restart gpulab-boot"
+[[ $run_id =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$ ]] || die "run id '$run_id': use letters, digits, . _ -"
+need_setup
 dir=$GPULAB_RUNS/$run_id
 target=s3://$GPULAB_BUCKET/runs/$run_id/
 sync_every=${GPULAB_SYNC_SECONDS:-60}
@@ -43,7 +43,7 @@ date -u +%Y-%m-%dT%H:%M:%SZ >>"$dir/.gpulab-run"
 syncer=$!
 child=""
 on_term() {
-  log "stop requested: stopping the experiment, syncing what it has (resumes at next boot)"
+  log "stopping; syncing (resumes at next boot)"
   if [[ -n $child ]]; then
     kill -TERM "$child" 2>/dev/null || true
     wait "$child" || true
@@ -63,7 +63,7 @@ kill "$syncer" 2>/dev/null || true
 if ((status != 0)); then
   echo "exit status $status at $(date -u +%Y-%m-%dT%H:%M:%SZ); see experiment.log" >"$dir/FAILED"
   sync_run
-  die "run $run_id failed (exit $status); not resumed on later boots. Log: $dir/experiment.log, or journalctl -u gpulab-run@$run_id"
+  die "run $run_id failed (exit $status), see $dir/experiment.log; not resumed at boot"
 fi
 sync_run
 log "run $run_id finished; results in $target"
