@@ -7,7 +7,7 @@ gpulab-boot through systemd. What lands where is listed once, in FILES; add an e
 guardrails' watcher and timers) and it is shipped, size-checked and linted by the tests.
 
 The payload EC2 gets is that document gzipped (cloud-init unpacks gzip user_data itself), with
-full-line comments left out of the shipped copies: the commented templates are ~21 KB, the payload
+full-line comments left out of the shipped copies: the commented templates are ~19 KB, the payload
 stays under half of EC2's 16 KB limit. Pass it base64-encoded: `user_data_base64=render_user_data(p).base64`.
 
 user_data never contains a secret (the Jupyter token is read from SSM on the box) nor the code
