@@ -38,7 +38,7 @@ class GpuBoxArgs:
 
 
 def _user_data(args: GpuBoxArgs, bucket: str) -> str:
-    """The one call site of the bootstrap renderer."""
+    """The one call site of the bootstrap renderer: gzipped cloud-config, base64 for user_data_base64."""
     return render_user_data(
         BootstrapParams(
             region=args.region,
@@ -51,7 +51,7 @@ def _user_data(args: GpuBoxArgs, bucket: str) -> str:
             max_lifetime_hours=args.max_lifetime_hours,
             spot=args.spot,
         )
-    )
+    ).base64
 
 
 class GpuBox(pulumi.ComponentResource):
@@ -90,7 +90,7 @@ class GpuBox(pulumi.ComponentResource):
             },
             instance_initiated_shutdown_behavior="stop",
             instance_market_options=market,
-            user_data=pulumi.Output.from_input(args.bucket).apply(lambda bucket: _user_data(args, bucket)),
+            user_data_base64=pulumi.Output.from_input(args.bucket).apply(lambda bucket: _user_data(args, bucket)),
             user_data_replace_on_change=False,
             tags=tags(args.stack, name),
             opts=pulumi.ResourceOptions(

@@ -12,6 +12,7 @@ import yaml
 
 from config.experiment import ExperimentConfig
 from infra.bootstrap import BootstrapParams, decode_user_data, render_user_data
+from infra.code_archive import SCRIPTS
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -70,11 +71,14 @@ def write_stand_in_notebooks(folder: Path) -> list[Path]:
 
 
 def source_tree(dest: Path) -> Path:
-    """A copy of what build_code_archive packs (pyproject, config/, experiment/); the experiment package
+    """A copy of what build_code_archive packs (pyproject, config/, experiment/, the run script); the experiment package
     is a minimal stand-in with the shipped notebook names while this branch has none."""
     dest.mkdir(parents=True)
     shutil.copy(ROOT / "pyproject.toml", dest)
     shutil.copytree(ROOT / "config", dest / "config", ignore=shutil.ignore_patterns("__pycache__"))
+    for source in SCRIPTS:
+        (dest / source).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / source, dest / source)
     if (ROOT / "experiment" / "__init__.py").exists():
         shutil.copytree(ROOT / "experiment", dest / "experiment", ignore=shutil.ignore_patterns("__pycache__"))
     else:

@@ -3,6 +3,7 @@
 import gzip
 import re
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -66,15 +67,24 @@ def test_every_shipped_shell_script_passes_shellcheck(tmp_path):
     assert result.returncode == 0, f"shellcheck found problems in the shipped scripts:\n{result.stdout}"
 
 
-def test_user_data_stays_under_half_of_ec2s_limit_with_room_for_the_guardrails():
-    size = render_user_data(PARAMS).size
-    # ~6 KB of not-yet-shipped guardrail files (watcher, units): real project code of the same kind,
-    # which compresses like them (random text would not compress, repeated text would too well).
-    filler = (ROOT / "config" / "loader.py").read_text()[:6144]
-    with_guardrails = render_user_data(PARAMS, extra=[Extra("/opt/gpulab/bin/idle-watch", "0755", filler)]).size
-    assert with_guardrails < USER_DATA_BUDGET, (
-        f"user_data is {size} B gzipped, {with_guardrails} B with 6 KB of guardrail files: over {USER_DATA_BUDGET} B"
+def test_user_data_with_the_guardrails_stays_under_half_of_ec2s_limit():
+    files = payload_files()
+    assert "/usr/local/lib/gpulab/idle_watch.py" in files and "/etc/systemd/system/gpulab-lifetime.timer" in files, (
+        "the guardrails (idle watcher, lifetime timer) must ride in user_data"
     )
+    size = render_user_data(PARAMS).size
+    assert size < USER_DATA_BUDGET, f"user_data is {size} B gzipped, over the {USER_DATA_BUDGET} B budget"
+
+
+def test_the_run_script_travels_in_the_code_archive_and_passes_shellcheck(tmp_path):
+    archive = build_code_archive(tmp_path / "build")
+    with tarfile.open(archive.path) as tar:
+        member = tar.getmember("gpulab/bin/run-experiment")
+        assert member.mode & 0o111, "bin/run-experiment must be executable in the archive"
+        script = tmp_path / "run-experiment"
+        script.write_bytes(tar.extractfile(member).read())
+    result = subprocess.run(["shellcheck", "--shell=bash", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, f"shellcheck found problems in run-experiment:\n{result.stdout}"
 
 
 def test_payload_is_gzip_of_the_readable_part_and_deterministic():
@@ -118,7 +128,6 @@ def test_layout_others_rely_on_is_present():
     for path in (
         "/opt/gpulab/bin/refresh",
         "/opt/gpulab/bin/boot",
-        "/opt/gpulab/bin/run-experiment",
         "/etc/gpulab/gpulab.env",
         "/etc/gpulab/jupyter_server_config.py",
         "/etc/systemd/system/gpulab-jupyter.service",

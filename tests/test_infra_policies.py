@@ -22,6 +22,7 @@ from pulumi_harness import (
 )
 
 from config.stack import StackConfig
+from infra.bootstrap import decode_user_data
 from infra.code_archive import build_code_archive
 from infra.storage import bucket_prefix
 
@@ -125,7 +126,9 @@ def as_list(value):
 
 
 def user_data(run: ProgramRun) -> str:
-    return run.one(INSTANCE).inputs.get("userData") or ""
+    encoded = run.one(INSTANCE).inputs.get("userDataBase64")
+    assert encoded, "the instance has no user_data_base64"
+    return decode_user_data(encoded)
 
 
 def pulumi_aws_class(token: str):

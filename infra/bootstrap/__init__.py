@@ -28,6 +28,7 @@ from typing import Protocol
 import yaml
 
 from config.experiment import ExperimentConfig
+from infra.guardrails_files import guardrail_files, guardrail_timers
 
 HERE = Path(__file__).resolve().parent
 # EC2 refuses user_data over 16 KB; we keep to half of it so there is room to grow.
@@ -66,6 +67,8 @@ class InstanceFile:
 
 
 # Everything user_data puts on the instance. Others rely on these paths (docs/bootstrap.md).
+# templates/run-experiment.sh is not here: it travels in the code archive (infra/code_archive.py)
+# and refresh installs it as /opt/gpulab/bin/run-experiment with the package it runs.
 FILES: tuple[InstanceFile, ...] = (
     InstanceFile("templates/gpulab.env", "/etc/gpulab/gpulab.env", render=True),
     InstanceFile("templates/experiment.json", "/etc/gpulab/experiment.json", render=True),
@@ -74,7 +77,6 @@ FILES: tuple[InstanceFile, ...] = (
     InstanceFile("templates/boot.sh", "/opt/gpulab/bin/boot", "0755"),
     InstanceFile("templates/first-boot.sh", "/opt/gpulab/bin/first-boot", "0755"),
     InstanceFile("templates/refresh.sh", "/opt/gpulab/bin/refresh", "0755"),
-    InstanceFile("templates/run-experiment.sh", "/opt/gpulab/bin/run-experiment", "0755"),
     InstanceFile("templates/jupyter.sh", "/opt/gpulab/bin/jupyter", "0755"),
     InstanceFile("templates/gpulab-boot.service", "/etc/systemd/system/gpulab-boot.service"),
     InstanceFile("templates/gpulab-jupyter.service", "/etc/systemd/system/gpulab-jupyter.service"),
@@ -125,19 +127,32 @@ def _values(params: BootstrapParams) -> dict[str, str]:
         idle_stop_minutes=str(params.idle_stop_minutes),
         max_lifetime_hours=str(params.max_lifetime_hours),
         spot="true" if params.spot else "false",
-        experiment_json=json.dumps(params.experiment.model_dump(mode="json", by_alias=True), indent=2, sort_keys=True),
+        experiment_json=json.dumps(params.experiment.model_dump(mode="json", by_alias=True), sort_keys=True),
     )
     return values
 
 
 def _strip_comments(text: str) -> str:
-    kept = [
-        line
-        for number, line in enumerate(text.splitlines(keepends=True))
-        if not line.lstrip().startswith("#")
-        or (number == 0 and line.startswith(("#!", "#cloud-config")))
-        or "shellcheck " in line
-    ]
+    """The shipped copy: full-line comments dropped, and bash scripts' indentation too (outside heredocs)."""
+    bash = text.startswith("#!/usr/bin/env bash")
+    heredoc_end = None
+    kept = []
+    for number, line in enumerate(text.splitlines(keepends=True)):
+        if heredoc_end is not None:  # heredoc bodies are data: keep them exactly
+            kept.append(line)
+            heredoc_end = None if line.strip() == heredoc_end else heredoc_end
+            continue
+        if line.lstrip().startswith("#") and not (
+            (number == 0 and line.startswith(("#!", "#cloud-config"))) or "shellcheck " in line
+        ):
+            continue
+        if bash:
+            line = line.lstrip(" ")
+            if not line.strip():
+                continue
+            match = re.search(r"<<-?\s*['\"]?(\w+)['\"]?", line)
+            heredoc_end = match.group(1) if match else None
+        kept.append(line)
     return "".join(kept)
 
 
@@ -178,7 +193,12 @@ def _cloud_config(
     entries = [
         {"path": spec.path, "permissions": spec.mode, "content": text} for spec, text in instance_files(params, files)
     ]
-    entries += [{"path": f.path, "permissions": f.mode, "content": f.text} for f in extra]  # owner: root by default
+    # The guardrails (idle watcher, max-lifetime timer) always ride along, as the stack configures them.
+    extra = [*guardrail_files(params.idle_stop_minutes, params.max_lifetime_hours), *extra]
+    enable = [*guardrail_timers(params.idle_stop_minutes, params.max_lifetime_hours), *enable]
+    entries += [  # owner: root by default
+        {"path": f.path, "permissions": f.mode, "content": _strip_comments(f.text)} for f in extra
+    ]
     paths = [entry["path"] for entry in entries]
     if len(set(paths)) != len(paths):
         raise BootstrapError(f"two files for the same instance path in {paths}. Fix: drop the duplicate entry")

@@ -63,7 +63,8 @@ retry 5 "$GPULAB_AWS" s3 cp "s3://$GPULAB_BUCKET/$key" "$incoming/code.tar.gz" -
 actual=$(sha256sum "$incoming/code.tar.gz" | cut -c1-16)
 [[ $actual == "$sha" ]] || die "$key has sha256 $actual...: corrupt or replaced object"
 tar -xzf "$incoming/code.tar.gz" -C "$incoming" --no-same-owner
-[[ -f $incoming/gpulab/pyproject.toml ]] || die "$key has no gpulab/pyproject.toml"
+[[ -f $incoming/gpulab/pyproject.toml && -f $incoming/gpulab/bin/run-experiment ]] ||
+  die "$key lacks gpulab/pyproject.toml or gpulab/bin/run-experiment"
 rm -rf "${GPULAB_OPT:?}/code/$sha"
 mv "$incoming/gpulab" "$GPULAB_OPT/code/$sha"
 
@@ -79,6 +80,8 @@ PIP_ROOT_USER_ACTION=ignore "$GPULAB_PYTHON" -m pip install --no-input --disable
 torch_after=$("$GPULAB_PYTHON" -m pip list --format=freeze --disable-pip-version-check 2>/dev/null | grep -i '^torch==' || true)
 [[ $torch_after == "$torch_before" ]] || die "torch changed from $torch_before to ${torch_after:-nothing} during install"
 
+# The run script travels with the package it runs (keeps user_data small, updates with the code).
+write_atomic "$GPULAB_OPT/bin/run-experiment" 0755 <"$GPULAB_OPT/code/$sha/bin/run-experiment"
 printf '%s\n' "$key" | write_atomic "$GPULAB_STATE/installed-code-key" 0644
 # Keep only the installed version's source; runs and notebooks live elsewhere and are never touched.
 for old in "$GPULAB_OPT"/code/*/; do
