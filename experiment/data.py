@@ -44,9 +44,9 @@ def _missing_message(data_dir: Path, why: str) -> str:
     )
 
 
-def _gunzip_if_needed(raw: Path, train: bool) -> None:
-    """torchvision reads the uncompressed files; users often drop in the .gz ones."""
-    for name in RAW_FILES[train]:
+def _gunzip_if_needed(raw: Path) -> None:
+    """torchvision reads the uncompressed files (all four, whichever split is asked); users often drop in .gz."""
+    for name in (*RAW_FILES[True], *RAW_FILES[False]):
         plain, packed = raw / name, raw / f"{name}.gz"
         if not plain.exists() and packed.exists():
             tmp = plain.with_suffix(".tmp")
@@ -63,8 +63,8 @@ def load_mnist(data_dir: Path, train: bool, *, download: bool = True, transform=
     """torchvision's MNIST split from DATA_DIR/MNIST/raw, checked; DataError with the fix if absent or corrupt."""
     data_dir = Path(data_dir)
     raw = raw_dir(data_dir)
-    _gunzip_if_needed(raw, train)
-    present = all((raw / name).exists() for name in RAW_FILES[train])
+    _gunzip_if_needed(raw)
+    present = all((raw / name).exists() for names in RAW_FILES.values() for name in names)
     if not present and not download:
         raise DataError(_missing_message(data_dir, "downloads are off"))
     try:
@@ -74,7 +74,7 @@ def load_mnist(data_dir: Path, train: bool, *, download: bool = True, transform=
     except (RuntimeError, OSError) as err:
         if present:
             raise DataError(_corrupt_message(raw, train, err)) from err
-        raise DataError(_missing_message(data_dir, f"download failed: {str(err).splitlines()[0]}")) from err
+        raise DataError(_missing_message(data_dir, f"download failed, offline?: {str(err).splitlines()[0]}")) from err
     _check_shapes(dataset, raw, train)
     return dataset
 

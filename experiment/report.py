@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: works on a headless instance and in tests
-import matplotlib.pyplot as plt
 import torch
+from matplotlib.figure import Figure  # no pyplot: no global backend, works headless and inline in notebooks
 
 from experiment.data import MEAN, STD
 
@@ -21,32 +18,40 @@ def first_test_images(dataset, n: int = 10) -> tuple[torch.Tensor, torch.Tensor]
     return images.contiguous(memory_format=torch.channels_last), dataset.targets[:n].clone()
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig: Figure, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
     tmp.replace(path)
 
 
-def digit_grid(path: Path, images: torch.Tensor, titles: list[str], colors: list[str] | None = None) -> None:
+def digit_grid_figure(images: torch.Tensor, titles: list[str], colors: list[str] | None = None) -> Figure:
     """2 x 5 grid like the tutorial's (grey images, no ticks, a title per image)."""
-    fig = plt.figure(figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
     for i in range(min(10, len(images))):
         ax = fig.add_subplot(2, 5, i + 1)
-        ax.imshow(images[i][0].float().cpu(), cmap="gray", interpolation="none")
+        ax.imshow(images[i][0].float().cpu().numpy(), cmap="gray", interpolation="none")
         ax.set_title(titles[i], color=(colors[i] if colors else "black"))
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    _save(fig, path)
+    return fig
+
+
+def digit_grid(path: Path, images: torch.Tensor, titles: list[str], colors: list[str] | None = None) -> None:
+    _save(digit_grid_figure(images, titles, colors), path)
+
+
+def loss_figure(losses: list[float]) -> Figure:
+    fig = Figure(figsize=(7, 5))
+    ax = fig.add_subplot()
+    ax.plot(losses)
+    ax.set_xlabel("Iterations")
+    ax.set_ylabel("Train loss")
+    return fig
 
 
 def loss_curve(path: Path, losses: list[float]) -> None:
-    fig = plt.figure(figsize=(7, 5))
-    plt.plot(losses)
-    plt.xlabel("Iterations")
-    plt.ylabel("Train loss")
-    _save(fig, path)
+    _save(loss_figure(losses), path)
 
 
 def draw_figures(out_dir: Path, losses: list[float], images, labels, predicted) -> dict[str, str]:
