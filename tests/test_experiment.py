@@ -6,7 +6,6 @@ are learnable, so "accuracy far above chance (10%)" is a real check that trainin
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -279,11 +278,23 @@ def test_help_explains_every_option():
             assert action.help, f"{command} {action.option_strings or action.dest} has no help text"
 
 
-def test_benchmark_without_issue_6_says_so(monkeypatch, capsys):
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "experiment.benchmark" else real(n, *a))
-    assert cli.main(["benchmark"]) == 2
-    assert "issue 6" in capsys.readouterr().err
+def test_all_trains_then_benchmarks_both_pipelines_into_one_run_folder(tiny, tmp_path):
+    out = tmp_path / "all"
+    proc = run_cli("all", "--quick", "--data-dir", str(tiny), "--output-dir", str(out), "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (out / "metrics.json").is_file() and (out / "mnist_cnn.pt").is_file(), "all must train first"
+    bench = json.loads((out / "benchmark.json").read_text())
+    throughput = bench["throughput"]
+    assert throughput["status"] == "ok", f"the training-throughput section did not run: {throughput['reason']}"
+    measured = throughput["devices"]["cpu"]
+    assert measured["settings"]["data_dir"] == str(tiny), "the benchmark must use the run's own data"
+    for pipeline in ("torchvision", "tensor"):
+        assert measured["median"][pipeline]["train_images_per_s"] > 0, f"no {pipeline} train throughput"
+
+
+def test_benchmark_help_explains_the_benchmarks_own_options():
+    proc = run_cli("benchmark", "--help")
+    assert proc.returncode == 0 and "--sizes" in proc.stdout and "--dtypes" in proc.stdout, proc.stdout
 
 
 def test_throughput_compares_the_pipelines(tiny):

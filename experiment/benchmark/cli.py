@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data-dir",
         default=None,
-        help="MNIST directory for the training-throughput section (default: the experiment's own)",
+        help="MNIST directory for the training-throughput section (default: a synthetic full-size MNIST-shaped set written to a temporary folder, so nothing is downloaded; throughput does not depend on the pixels)",
     )
     parser.add_argument(
         "--throughput-rounds",

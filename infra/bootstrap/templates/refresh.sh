@@ -23,7 +23,8 @@ write_constraints() {
 # overwritten: the new version lands beside it as <name>.new.ipynb.
 install_notebooks() {
   local src dst name shipped=$GPULAB_STATE/shipped-notebooks
-  src=$("$GPULAB_PYTHON" -c 'import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec("experiment").origin).parent / "notebooks")' 2>/dev/null) || src=""
+  # From / so that a folder named experiment/ in the working directory cannot shadow the installed package.
+  src=$(cd / && "$GPULAB_PYTHON" -c 'import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec("experiment").origin).parent / "notebooks")' 2>/dev/null) || src=""
   if [[ -z $src || ! -d $src ]]; then
     warn "the package has no experiment/notebooks"
     return 0
