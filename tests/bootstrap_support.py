@@ -7,7 +7,6 @@ import os
 import shutil
 from pathlib import Path
 
-import nbformat
 import yaml
 
 from config.experiment import ExperimentConfig
@@ -58,33 +57,15 @@ def install_instance(root: Path, p: BootstrapParams = PARAMS) -> dict[str, str]:
     }
 
 
-def write_stand_in_notebooks(folder: Path) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name in NOTEBOOKS:
-        nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_markdown_cell(f"# {name} (stand-in)"), nbformat.v4.new_code_cell("1 + 1")]
-        path = folder / name
-        nbformat.write(nb, path)
-        paths.append(path)
-    return paths
-
-
 def source_tree(dest: Path) -> Path:
-    """A copy of what build_code_archive packs (pyproject, config/, experiment/, the run script); the experiment package
-    is a minimal stand-in with the shipped notebook names while this branch has none."""
+    """A copy of what build_code_archive packs (pyproject, config/, experiment/, the run script), to modify freely."""
     dest.mkdir(parents=True)
     shutil.copy(ROOT / "pyproject.toml", dest)
     shutil.copytree(ROOT / "config", dest / "config", ignore=shutil.ignore_patterns("__pycache__"))
     for source in SCRIPTS:
         (dest / source).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / source, dest / source)
-    if (ROOT / "experiment" / "__init__.py").exists():
-        shutil.copytree(ROOT / "experiment", dest / "experiment", ignore=shutil.ignore_patterns("__pycache__"))
-    else:
-        (dest / "experiment").mkdir()
-        (dest / "experiment" / "__init__.py").write_text('"""Stand-in experiment package for bootstrap tests."""\n')
-        write_stand_in_notebooks(dest / "experiment" / "notebooks")
+    shutil.copytree(ROOT / "experiment", dest / "experiment", ignore=shutil.ignore_patterns("__pycache__"))
     return dest
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from bootstrap_support import NOTEBOOKS, PARAMS, ROOT, TOKEN, install_instance, write_stand_in_notebooks
+from bootstrap_support import NOTEBOOKS, PARAMS, ROOT, TOKEN, install_instance
 from traitlets.config.loader import PyFileConfigLoader
 
 
@@ -28,13 +28,9 @@ def jupyter(tmp_path_factory):
     state = Path(env["GPULAB_STATE"])
     state.mkdir(parents=True)
     notebooks = root / "home/ubuntu/gpulab"
-    real = sorted((ROOT / "experiment" / "notebooks").glob("*.ipynb"))
-    if real:
-        notebooks.mkdir(parents=True)
-        for path in real:
-            shutil.copy(path, notebooks)
-    else:
-        write_stand_in_notebooks(notebooks)
+    notebooks.mkdir(parents=True)
+    for name in NOTEBOOKS:  # the real shipped notebooks
+        shutil.copy(ROOT / "experiment" / "notebooks" / name, notebooks)
     # What first boot records, and the token as systemd's LoadCredential hands it over.
     (state / "runtime.env").write_text(f"GPULAB_PYTHON={sys.executable}\nGPULAB_NOTEBOOK_DIR={notebooks}\n")
     credentials = root / "run/credentials/gpulab-jupyter.service"
