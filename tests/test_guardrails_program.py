@@ -1,7 +1,10 @@
 """Guardrail policies on the whole program: the real __main__.py on the real Pulumi.dev.yaml, under mocks."""
 
 import pytest
+import yaml
 from pulumi_harness import INSTANCE_ID, run_program
+
+from infra.bootstrap import decode_user_data
 
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 BUDGET = "aws:budgets/budget:Budget"
@@ -72,3 +75,29 @@ def test_disabled_idle_stop_has_no_alarm_and_says_so(unguarded):
 def test_outputs_describe_the_guardrails_in_words(dev):
     assert "30 idle minutes" in dev.outputs["idleStop"]
     assert "12 h after each start" in dev.outputs["maxLifetime"]
+
+
+def shipped_files(run) -> dict[str, str]:
+    """path -> content of every file the instance's user_data writes."""
+    cloud_config = yaml.safe_load(decode_user_data(run.one(INSTANCE).inputs["userDataBase64"]))
+    return {entry["path"]: entry["content"] for entry in cloud_config["write_files"]}
+
+
+def test_user_data_carries_the_max_lifetime_timer_for_each_boot(dev):
+    files = shipped_files(dev)
+    timer = files.get("/etc/systemd/system/gpulab-lifetime.timer", "")
+    assert "OnBootSec=710min" in timer, f"12 h lifetime must warn at boot + 11 h 50 min:\n{timer}"
+    service = files.get("/etc/systemd/system/gpulab-lifetime.service", "")
+    assert "shutdown -h +10" in service, f"the lifetime service must stop 10 minutes after its wall message:\n{service}"
+
+
+def test_user_data_carries_the_idle_watcher_with_the_configured_window(dev):
+    files = shipped_files(dev)
+    assert "/usr/local/lib/gpulab/idle_watch.py" in files, "the idle watcher is not shipped"
+    assert "--window-minutes 30" in files["/etc/systemd/system/gpulab-idle.service"]
+
+
+def test_disabled_guardrails_ship_no_watcher_and_no_lifetime_timer(unguarded):
+    files = shipped_files(unguarded)
+    shipped = sorted(p for p in files if "idle" in p or "lifetime" in p)
+    assert not shipped, f"guardrails set to 0 must not be shipped: {shipped}"
