@@ -6,6 +6,9 @@ warm-up round, and the medians are compared, because shared machines are noisy.
 
     python -m experiment.throughput [--data-dir DIR] [--device cpu] [--rounds 3] [--train-batches 50]
 
+A third, "resident" run trains on one batch that never leaves the device: no input pipeline at all,
+so its images/s is the ceiling any pipeline can reach with this model, batch and optimizer.
+
 Without --data-dir a full-size (60,000 + 10,000) synthetic MNIST-format set is written to a temporary
 folder, so the real torchvision loading path (IDX files, PIL, transforms) runs either way.
 """
@@ -26,9 +29,13 @@ from experiment.runner import machine_facts, resolve_device
 from experiment.train import Net, evaluate, train_one_epoch
 
 PIPELINES = ("torchvision", "tensor")
+RESIDENT = "resident"  # one batch reused on the device: the model-step ceiling, no input work
 
 
 def _batches(name: str, split: dict, batch_size: int, n: int, generator: torch.Generator, shuffle: bool):
+    if name == RESIDENT:
+        x, y = split["tensor"]
+        return itertools.repeat((x[:batch_size], y[:batch_size]), n)
     if name == "tensor":
         x, y = split["tensor"]
         batches = mnist.tensor_batches(x, y, batch_size, generator=generator if shuffle else None)
@@ -100,7 +107,8 @@ def measure_pipelines(
     )
     per_round = {name: {"train_images_per_s": [], "eval_images_per_s": []} for name in PIPELINES}
     accuracy = {name: [] for name in PIPELINES}
-    for name in PIPELINES:  # warm-up: allocator, oneDNN/cuDNN kernel choice, page cache, lazy imports
+    resident = {"train_images_per_s": [], "eval_images_per_s": []}
+    for name in (*PIPELINES, RESIDENT):  # warm-up: allocator, oneDNN/cuDNN kernel choice, page cache, lazy imports
         _one_run(name, splits["train"], splits["test"], dev, **{**kwargs, "train_batches": 5, "eval_batches": 1})
     for r in range(rounds):
         order = PIPELINES if r % 2 == 0 else PIPELINES[::-1]  # alternate who goes first: drift hits both alike
@@ -109,6 +117,9 @@ def measure_pipelines(
             for key in ("train_images_per_s", "eval_images_per_s"):
                 per_round[name][key].append(result[key])
             accuracy[name].append(result["accuracy"])
+        result = _one_run(RESIDENT, splits["train"], splits["test"], dev, **kwargs)
+        for key in resident:
+            resident[key].append(result[key])
     median = {name: {k: statistics.median(v) for k, v in per_round[name].items()} for name in PIPELINES}
     return {
         "device": str(dev),
@@ -119,6 +130,11 @@ def measure_pipelines(
         "ratio": {
             "train": median["tensor"]["train_images_per_s"] / median["torchvision"]["train_images_per_s"],
             "eval": median["tensor"]["eval_images_per_s"] / median["torchvision"]["eval_images_per_s"],
+        },
+        "ceiling": {
+            "what": "one resident batch, no input pipeline: the most any pipeline can reach here",
+            "per_round": resident,
+            "median": {k: statistics.median(v) for k, v in resident.items()},
         },
         # Same seed, same steps: both should land on (nearly) the same test accuracy on the evaluated batches.
         "accuracy": {name: statistics.median(v) for name, v in accuracy.items()},
@@ -147,6 +163,13 @@ def format_table(result: dict) -> str:
     lines.append(
         f"ratio tensor/torchvision: train {result['ratio']['train']:.2f}x, eval {result['ratio']['eval']:.2f}x"
     )
+    if "ceiling" in result:
+        top = result["ceiling"]["median"]["train_images_per_s"]
+        reached = {name: result["median"][name]["train_images_per_s"] / top for name in PIPELINES}
+        lines.append(
+            f"ceiling (one resident batch, no input work): train {top:.0f} img/s; "
+            + ", ".join(f"{name} reaches {100 * share:.0f}%" for name, share in reached.items())
+        )
     return "\n".join(lines)
 
 

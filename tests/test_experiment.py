@@ -298,7 +298,7 @@ def test_benchmark_help_explains_the_benchmarks_own_options():
 
 
 def test_throughput_compares_the_pipelines(tiny):
-    from experiment.throughput import measure_pipelines
+    from experiment.throughput import format_table, measure_pipelines
 
     result = measure_pipelines(tiny, rounds=1, train_batches=3, eval_batches=1, test_batch_size=100)
     for name in ("torchvision", "tensor"):
@@ -306,6 +306,8 @@ def test_throughput_compares_the_pipelines(tiny):
         assert result["median"][name]["train_images_per_s"] > 0
     ratio = result["median"]["tensor"]["train_images_per_s"] / result["median"]["torchvision"]["train_images_per_s"]
     assert result["ratio"]["train"] == pytest.approx(ratio)
+    assert len(result["ceiling"]["per_round"]["train_images_per_s"]) == 1, "the resident-batch ceiling was not run"
+    assert "ceiling (one resident batch" in format_table(result)
 
 
 def test_one_and_two_process_runs_agree_within_one_point(tmp_path):
