@@ -3,6 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The deploy venv Pulumi uses (Pulumi.yaml: virtualenv: venv): pulumi, pulumi-aws, pydantic, pyyaml. No torch.
+DEPLOY_VENV := venv
 STACK ?= dev
 RUN ?= runs/local
 
@@ -18,6 +20,11 @@ $(VENV)/.installed: requirements.txt requirements-experiment.txt requirements-de
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
+$(DEPLOY_VENV)/.installed: requirements.txt
+	test -x $(DEPLOY_VENV)/bin/python || $(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install -q -r requirements.txt
+	touch $@
+
 test: $(VENV)/.installed ## install the dev venv if needed, then ruff and pytest
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -27,8 +34,8 @@ lint: $(VENV)/.installed ## ruff only
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-validate: $(VENV)/.installed ## check Pulumi.<STACK>.yaml offline (no AWS, no Pulumi CLI)
-	$(PY) -m config validate Pulumi.$(STACK).yaml
+validate: $(DEPLOY_VENV)/.installed ## check Pulumi.<STACK>.yaml offline (no AWS, no Pulumi CLI, no torch)
+	$(DEPLOY_VENV)/bin/python -m config validate Pulumi.$(STACK).yaml
 
 preview: ## pulumi preview of the stack (STACK=dev)
 	bash scripts/stack.sh preview
