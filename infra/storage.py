@@ -58,6 +58,9 @@ class Storage(pulumi.ComponentResource):
     def __init__(self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{TYPE_PREFIX}:Storage", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        # The bucket outlives `pulumi destroy`, and so must what protects it: deleting these would leave
+        # the kept bucket without its public access block, versioning, or TLS-only policy.
+        kept = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
 
         # Kept on `pulumi destroy`: models and metrics outlive the box. `make destroy` says how to delete it.
         bucket = aws.s3.Bucket(
@@ -74,26 +77,26 @@ class Storage(pulumi.ComponentResource):
             block_public_policy=True,
             ignore_public_acls=True,
             restrict_public_buckets=True,
-            opts=child,
+            opts=kept,
         )
         aws.s3.BucketOwnershipControls(
-            "artifacts", bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=child
+            "artifacts", bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=kept
         )
         aws.s3.BucketVersioning(
-            "artifacts", bucket=bucket.id, versioning_configuration={"status": "Enabled"}, opts=child
+            "artifacts", bucket=bucket.id, versioning_configuration={"status": "Enabled"}, opts=kept
         )
         aws.s3.BucketServerSideEncryptionConfiguration(
             "artifacts",
             bucket=bucket.id,
             rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
-            opts=child,
+            opts=kept,
         )
         aws.s3.BucketPolicy(
             "artifacts",
             bucket=bucket.id,
             policy=bucket.arn.apply(tls_only_policy),
             # S3 rejects a policy write while the public access block is being changed.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[block]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[block], retain_on_delete=True),
         )
 
         archive = aws.s3.BucketObjectv2(

@@ -424,6 +424,19 @@ def test_bucket_is_kept_on_destroy(dev):
     assert not bucket.inputs.get("forceDestroy"), "force_destroy would let a delete empty the bucket"
 
 
+def test_the_kept_bucket_keeps_its_protections_after_destroy(dev):
+    for token in (
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+        "aws:s3/bucketVersioning:BucketVersioning",
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "aws:s3/bucketPolicy:BucketPolicy",
+        "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+    ):
+        assert dev.one(token).retain_on_delete, (
+            f"{token} is deleted on destroy while its bucket is kept: the kept bucket would lose that protection"
+        )
+
+
 def test_code_archive_is_uploaded_at_its_content_key(dev, tmp_path):
     expected = build_code_archive(tmp_path)
     obj = dev.one("aws:s3/bucketObjectv2:BucketObjectv2")
