@@ -73,6 +73,7 @@ box = GpuBox(
         experiment=stack.experiment,
         idle_stop_minutes=stack.idle_stop_minutes,
         max_lifetime_hours=stack.max_lifetime_hours,
+        boot_needs=(*storage.boot_needs, *access.boot_needs),
     ),
 )
 guardrails = Guardrails(

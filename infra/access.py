@@ -130,7 +130,7 @@ class Access(pulumi.ComponentResource):
             policy_arn=f"arn:{partition(args.region)}:iam::aws:policy/AmazonSSMManagedInstanceCore",
             opts=child,
         )
-        aws.iam.RolePolicy(
+        role_policy = aws.iam.RolePolicy(
             "box",
             role=role.id,
             policy=pulumi.Output.all(args.bucket_arn, token.arn, args.code_parameter_arn).apply(
@@ -144,6 +144,8 @@ class Access(pulumi.ComponentResource):
         self.instance_profile_name = profile.name
         self.role_arn = role.arn
         self.token_parameter_name = token_parameter_name(args.stack)
+        # What the box reads at its first boot: it must exist before the instance starts.
+        self.boot_needs = [token, role_policy]
         self.register_outputs(
             {
                 "securityGroupId": group.id,

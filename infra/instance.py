@@ -35,6 +35,8 @@ class GpuBoxArgs:
     experiment: ExperimentConfig
     idle_stop_minutes: int
     max_lifetime_hours: int
+    # Parameters, archive and role policy the first boot reads: created before the instance starts.
+    boot_needs: tuple[pulumi.Resource, ...] = ()
 
 
 def _user_data(args: GpuBoxArgs, bucket: str) -> str:
@@ -95,6 +97,7 @@ class GpuBox(pulumi.ComponentResource):
             tags=tags(args.stack, name),
             opts=pulumi.ResourceOptions(
                 parent=self,
+                depends_on=list(args.boot_needs),
                 # A newer Deep Learning AMI from the lookup must not replace a running box and its disk;
                 # a pinned AMI is the user's explicit choice and does apply.
                 ignore_changes=[] if args.ami_pinned else ["ami"],

@@ -126,6 +126,8 @@ class Storage(pulumi.ComponentResource):
         self.code_key = args.archive.key
         self.code_parameter_name = code_parameter_name(args.stack)
         self.code_parameter_arn = code_parameter.arn
+        # What the box reads at its first boot: it must exist before the instance starts.
+        self.boot_needs = [archive, code_parameter]
         self.register_outputs(
             {
                 "bucketName": bucket.bucket,

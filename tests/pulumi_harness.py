@@ -70,6 +70,7 @@ class Resource:
     ignore_changes: list[str]
     secret_inputs: set[str]
     provider: str
+    dependencies: set[str] = field(default_factory=set)  # URNs this resource waits for
 
 
 @dataclass
@@ -354,6 +355,7 @@ class RecordingMonitor(runtime_mocks.MockMonitor):
                 ignore_changes=list(request.ignoreChanges),
                 secret_inputs={k for k, v in request.object.fields.items() if _has_secret(v)},
                 provider=request.provider,
+                dependencies=set(request.dependencies),
             )
         )
         return response

@@ -424,6 +424,17 @@ def test_bucket_is_kept_on_destroy(dev):
     assert not bucket.inputs.get("forceDestroy"), "force_destroy would let a delete empty the bucket"
 
 
+def test_the_box_starts_only_after_what_its_first_boot_reads(dev):
+    waits_for = dev.one(INSTANCE).dependencies
+    for token in (
+        "aws:ssm/parameter:Parameter",  # the token and the code parameters
+        "aws:s3/bucketObjectv2:BucketObjectv2",
+        "aws:iam/rolePolicy:RolePolicy",
+    ):
+        for resource in dev.of_type(token):
+            assert resource.urn in waits_for, f"the instance may boot before {token} {resource.name} exists"
+
+
 def test_the_kept_bucket_keeps_its_protections_after_destroy(dev):
     for token in (
         "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
