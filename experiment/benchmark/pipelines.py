@@ -7,6 +7,7 @@ run: missing function -> "skipped" with the ImportError, a failure on one device
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,7 +32,21 @@ def check_result(result: dict) -> None:
                 raise ValueError(f"measure_pipelines returned median.{pipeline}.{metric}={value!r}; expected > 0")
 
 
-def run_throughput(
+def run_throughput(devices: list[str], *, data_dir: Path | None, seed: int, **kwargs) -> dict:
+    """{"status": ok|skipped|failed, "reason", "devices": {device: measure_pipelines' dict + status}}.
+
+    Without data_dir, the synthetic full-size set is written once here and shared by every device,
+    rather than once per device inside measure_pipelines."""
+    if data_dir is not None or len(devices) < 2:
+        return _run_throughput(devices, data_dir=data_dir, seed=seed, **kwargs)
+    from experiment.synthetic import write_mnist
+
+    with tempfile.TemporaryDirectory(prefix="gpulab-mnist-") as tmp:
+        write_mnist(Path(tmp), 60000, 10000, seed=seed)
+        return _run_throughput(devices, data_dir=Path(tmp), seed=seed, **kwargs)
+
+
+def _run_throughput(
     devices: list[str],
     *,
     data_dir: Path | None,
@@ -44,7 +59,6 @@ def run_throughput(
     measure_pipelines: MeasurePipelines | None = None,
     progress: Callable[[str], None] = lambda _msg: None,
 ) -> dict:
-    """{"status": ok|skipped|failed, "reason", "devices": {device: measure_pipelines' dict + status}}."""
     if measure_pipelines is None:
         try:
             measure_pipelines = _load_measure_pipelines()
