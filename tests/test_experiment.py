@@ -192,19 +192,24 @@ def test_resume_refuses_a_checkpoint_with_other_settings(tiny, tmp_path, capsys)
     assert rc == 1 and "batch_size: checkpoint 64, now 32" in err, err
 
 
-def test_missing_data_says_where_to_put_which_files(tmp_path, capsys):
-    rc = cli.main(
+def train_offline(data_dir: Path) -> int:
+    """`train` on data_dir with downloads off, as a user without internet would run it."""
+    return cli.main(
         [
             "train",
             "--data-dir",
-            str(tmp_path),
+            str(data_dir),
             "--output-dir",
-            str(tmp_path / "out"),
+            str(data_dir / "out"),
             "--no-download",
             "--device",
             "cpu",
         ]
     )
+
+
+def test_missing_data_says_where_to_put_which_files(tmp_path, capsys):
+    rc = train_offline(tmp_path)
     err = capsys.readouterr().err
     assert rc == 1
     for names in FILES.values():
@@ -223,18 +228,7 @@ def test_corrupt_data_gives_a_clear_error(tmp_path, capsys, damage):
         images.write_bytes(b"\x00\x00\x00\x00" + images.read_bytes()[4:])
     else:
         labels.write_bytes(labels.read_bytes()[:40])
-    rc = cli.main(
-        [
-            "train",
-            "--data-dir",
-            str(tmp_path),
-            "--output-dir",
-            str(tmp_path / "out"),
-            "--no-download",
-            "--device",
-            "cpu",
-        ]
-    )
+    rc = train_offline(tmp_path)
     err = capsys.readouterr().err
     assert rc == 1, f"corrupt data ({damage}) was not refused"
     assert str(raw / FILES["train"][0]) in err and ("corrupt" in err or "truncated" in err), err
